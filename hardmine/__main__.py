@@ -1,0 +1,3 @@
+from hardmine.cli import main
+
+main()

@@ -1,0 +1,239 @@
+"""The `hardmine` command: parse, call one function, present.
+
+User errors (bad input, a missing dataset, an unreachable database) print one message to stderr
+and exit with status 1, without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hardmine.errors import HardmineError
+
+app = typer.Typer(
+    name="hardmine",
+    help="Hard negative mining for object detectors: ingest, run rounds, watch the pool grow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="HARDMINE_DB",
+        help="SQLAlchemy URL of the store [default: sqlite:///./hardmine.db]",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+class DatasetFormat(StrEnum):
+    coco = "coco"
+    voc = "voc"
+
+
+@app.callback()
+def _setup(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG level.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Alembic narrates every schema check at INFO; the upgrade itself is logged by hardmine.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="COCO annotation file, or VOC devkit folder.")],
+    format: Annotated[DatasetFormat, typer.Option("--format", help="Annotation format.")],
+    images: Annotated[
+        Path | None, typer.Option("--images", help="COCO: folder the file names are relative to.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Dataset name in the store.")] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="Split of these images (default: the dataset's).")
+    ] = None,
+    holdout: Annotated[
+        float, typer.Option("--holdout", help="Held-out fraction when the dataset has no splits.")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out draw.")] = 0,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest a COCO JSON or Pascal VOC dataset into the store."""
+    from hardmine.pipeline.ingest import ingest as ingest_dataset
+    from hardmine.storage.db import open_engine, session_scope
+
+    with session_scope(open_engine(db)) as session:
+        summary = ingest_dataset(
+            session,
+            path,
+            format.value,
+            images_dir=images,
+            name=name,
+            split=split,
+            holdout=holdout,
+            seed=seed,
+        )
+    _show_ingest(summary.to_dict(), as_json)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[
+        Path, typer.Option("--workdir", help="Where the demo images and annotations go.")
+    ] = Path("hardmine-demo"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated images.")] = 0,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Generate the embedded demo dataset, ingest it as `demo`, and show the status."""
+    from hardmine.pipeline.demo import generate_demo
+    from hardmine.pipeline.ingest import ingest as ingest_dataset
+    from hardmine.storage.db import open_engine, session_scope
+    from hardmine.storage.status import status_report
+
+    files = generate_demo(workdir, seed=seed)
+    engine = open_engine(db)
+    with session_scope(engine) as session:
+        for split, annotation_file in files.annotations.items():
+            ingest_dataset(
+                session,
+                annotation_file,
+                "coco",
+                images_dir=files.images_dir,
+                name="demo",
+                split=split,
+            )
+        report = status_report(session)
+    _show_status(report, as_json)
+
+
+@app.command()
+def status(
+    run: Annotated[str | None, typer.Option("--run", help="Show only this run.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Datasets and runs; per round the pool by kind, what it added, and its metrics."""
+    from hardmine.storage.db import open_engine, session_scope
+    from hardmine.storage.status import status_report
+
+    with session_scope(open_engine(db)) as session:
+        report = status_report(session, run)
+    _show_status(report, as_json)
+
+
+# ---------------------------------------------------------------------------------------------
+# Presentation
+
+
+def _show_ingest(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"dataset {summary['dataset']} ({summary['format']})")
+    for column in ("images", "objects", "background-only", "unreadable", "added", "splits"):
+        table.add_column(column, justify="right" if column != "splits" else "left")
+    splits = ", ".join(f"{name} {count}" for name, count in summary["splits"].items())
+    table.add_row(
+        str(summary["images"]),
+        str(summary["objects"]),
+        str(summary["background_only"]),
+        str(len(summary["unreadable"])),
+        str(summary["added_images"]),
+        splits,
+    )
+    out.print(table)
+    for item in summary["unreadable"]:
+        out.print(f"unreadable: {item['file']}: {item['reason']}")
+    if summary["skipped_unlisted"]:
+        out.print(f"skipped {summary['skipped_unlisted']} annotations that no split file lists")
+
+
+def _show_status(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    datasets = Table(title="datasets")
+    for column in (
+        "name",
+        "format",
+        "images",
+        "objects",
+        "background-only",
+        "unreadable",
+        "splits",
+    ):
+        datasets.add_column(column)
+    for d in report["datasets"]:
+        splits = ", ".join(f"{name} {count}" for name, count in d["splits"].items())
+        datasets.add_row(
+            d["name"],
+            d["format"],
+            str(d["images"]),
+            str(d["objects"]),
+            str(d["background_only"]),
+            str(d["unreadable"]),
+            splits,
+        )
+    out.print(datasets)
+    if not report["runs"]:
+        out.print("no runs yet")
+    for run in report["runs"]:
+        out.print(rounds_table(run))
+
+
+def rounds_table(run: dict[str, Any]) -> Table:
+    """The per-round table of a run: pool by kind, what the round added, its metrics."""
+    table = Table(title=f"run {run['name']} on {run['dataset']}")
+    columns = ("round", "status", "positive", "random", "hard", "added", "AP", "AP50")
+    for column in (*columns, "fp/image", "recall", "windows/s", "admitted", "yield/1k"):
+        table.add_column(column, justify="right")
+    for r in run["rounds"]:
+        m = r["metrics"]
+        table.add_row(
+            str(r["number"]),
+            r["status"],
+            *(str(r["pool"][kind]) for kind in ("positive", "random", "hard")),
+            str(sum(r["added"].values())),
+            *(_number(m.get(key)) for key in ("ap", "ap50", "fp_per_image", "recall")),
+            _number(m.get("windows_per_s"), 0),
+            _number(m.get("admitted"), 0),
+            _number(m.get("yield_per_1k"), 2),
+        )
+    if run.get("stop_reason"):
+        table.caption = f"stopped: {run['stop_reason']}"
+    return table
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one line on stderr and exit status 1."""
+    try:
+        app()
+    except HardmineError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)

@@ -20,7 +20,10 @@ from hardmine.storage.db import open_engine
 
 PG_SERVER = os.environ.get("HARDMINE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("HARDMINE_REQUIRE_POSTGRES") == "1"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The real datasets live beside the checkout (../shared/data); HARDMINE_SHARED_DATA overrides.
+DATA = Path(
+    os.environ.get("HARDMINE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +90,16 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real dataset {path} is absent (see the README's test data section)")
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line saying whether the PostgreSQL tests ran, so a skipped server is never missed."""
+    outcomes: dict[str, int] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if "postgresql" in getattr(report, "nodeid", "") and report.when in ("call", "setup"):
+                if outcome == "passed" and report.when == "setup":
+                    continue
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    counts = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
+    terminalreporter.write_line(f"PostgreSQL storage tests ({PG_SERVER}): {counts or 'none ran'}")

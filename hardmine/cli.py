@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hardmine.errors import HardmineError
@@ -139,6 +140,162 @@ def status(
     with session_scope(open_engine(db)) as session:
         report = status_report(session, run)
     _show_status(report, as_json)
+
+
+class Strategy(StrEnum):
+    threshold = "threshold"
+    topk = "topk"
+    random = "random"
+
+
+class Loss(StrEnum):
+    ce = "ce"
+    focal = "focal"
+    ohem = "ohem"
+
+
+@app.command()
+def run(
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name in the store.")],
+    rounds: Annotated[int, typer.Option("--rounds", help="Rounds to run (round 0 first).")] = 3,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Run name [default: DATASET-STRATEGY-LOSS-sSEED]")
+    ] = None,
+    loss: Annotated[Loss, typer.Option("--loss", help="Training loss.")] = Loss.ce,
+    strategy: Annotated[
+        Strategy, typer.Option("--strategy", help="Which background windows become negatives.")
+    ] = Strategy.threshold,
+    train_split: Annotated[
+        str | None, typer.Option("--train-split", help="Split trained on and mined.")
+    ] = None,
+    eval_split: Annotated[
+        str | None,
+        typer.Option("--eval-split", help="Held-out split [default: val/test, else 20%]"),
+    ] = None,
+    classes: Annotated[
+        list[str] | None, typer.Option("--class", help="Object class that is positive (repeat).")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Seeds sampling, training and mining.")] = 0,
+    backbone: Annotated[
+        str, typer.Option("--backbone", help="windownet (dense) or resnet18 (RoIAlign head).")
+    ] = "windownet",
+    weights: Annotated[
+        Path | None, typer.Option("--weights", help="Local weights to start from.")
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Training steps per round.")] = 400,
+    retrain: Annotated[
+        str, typer.Option("--retrain", help="scratch or finetune, for rounds after 0.")
+    ] = "scratch",
+    score_threshold: Annotated[
+        float, typer.Option("--score-threshold", help="threshold strategy: score floor, 0-1.")
+    ] = 0.5,
+    topk: Annotated[int, typer.Option("--topk", help="topk strategy: windows per image.")] = 10,
+    per_image_cap: Annotated[
+        int, typer.Option("--per-image-cap", help="Most hard negatives per image and round.")
+    ] = 20,
+    per_round_cap: Annotated[
+        int, typer.Option("--per-round-cap", help="Most hard negatives per round.")
+    ] = 2000,
+    random_negatives: Annotated[
+        int, typer.Option("--random-negatives", help="Random background windows in round 0.")
+    ] = 2000,
+    min_yield: Annotated[
+        float, typer.Option("--min-yield", help="Stop when admitted per 1k windows falls under.")
+    ] = 0.0,
+    patience: Annotated[
+        int, typer.Option("--patience", help="Stop after this many rounds without AP50 gain.")
+    ] = 0,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a bootstrap run and execute its rounds: train, mine, evaluate."""
+    from hardmine.miners.base import MiningConfig
+    from hardmine.models import LossConfig, TrainConfig
+    from hardmine.pipeline.config import RunConfig, StopConfig
+
+    config = RunConfig(
+        dataset=dataset,
+        rounds=rounds,
+        train_split=train_split,
+        eval_split=eval_split,
+        classes=tuple(classes or ()),
+        random_negatives=random_negatives,
+        retrain=retrain,
+        backbone=backbone,
+        weights=str(weights) if weights else None,
+        seed=seed,
+        train=TrainConfig(steps=steps, device=device, loss=LossConfig(name=loss.value)),
+        mining=MiningConfig(
+            strategy=strategy.value,
+            score_threshold=score_threshold,
+            topk=topk,
+            per_image_cap=per_image_cap,
+            per_round_cap=per_round_cap,
+        ),
+        stop=StopConfig(min_yield_per_1k=min_yield, patience=patience),
+    )
+    run_name = name or f"{dataset}-{strategy.value}-{loss.value}-s{seed}"
+    _execute(db, as_json, run_name, lambda engine: _create_and_run(engine, run_name, config))
+
+
+@app.command(name="round")
+def round_command(
+    run: Annotated[str, typer.Option("--run", help="Name of an existing run.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One more mining round of an existing run (or finish an interrupted one)."""
+    from hardmine.pipeline.rounds import run_round
+
+    _execute(db, as_json, run, lambda engine: run_round(engine, run, _progress_bar()))
+
+
+def _create_and_run(engine: Any, name: str, config: Any) -> None:
+    from hardmine.pipeline.rounds import create_run, run_rounds
+
+    create_run(engine, name, config)
+    run_rounds(engine, name, _progress_bar())
+
+
+def _execute(db: str | None, as_json: bool, run_name: str, work: Any) -> None:
+    """Open the store, do the work under progress bars, then show the run's table."""
+    from hardmine.storage.db import open_engine, session_scope
+    from hardmine.storage.status import status_report
+
+    engine = open_engine(db)
+    with _PROGRESS:
+        work(engine)
+    with session_scope(engine) as session:
+        report = status_report(session, run_name)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        out.print(rounds_table(report["runs"][0]))
+
+
+_PROGRESS = Progress(
+    TextColumn("{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TimeElapsedColumn(),
+    console=err,
+    transient=True,
+)
+
+
+def _progress_bar() -> Any:
+    """A progress callback drawing one bar per stage of the current round."""
+    bars: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in bars or done <= 1:
+            if stage in bars:
+                _PROGRESS.remove_task(bars[stage])
+            bars[stage] = _PROGRESS.add_task(stage, total=total)
+        _PROGRESS.update(bars[stage], completed=done, total=total)
+
+    return update
 
 
 # ---------------------------------------------------------------------------------------------

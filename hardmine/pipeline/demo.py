@@ -1,7 +1,8 @@
 """The embedded demo dataset: synthetic photos-like images with targets and look-alikes.
 
 The target is a red disk with a white dot at its centre. Look-alikes share most of that (a red
-disk with no dot, a red disk with the dot off-centre, an orange disk with the dot) and appear in
+disk with no dot, with the dot off-centre, with a dark dot, an orange disk with the dot) and
+appear in
 only a minority of images, so a random sample of background windows rarely holds one: a detector
 trained on random background learns "red disk" and fires on them, as detectors do on real
 look-alikes. Mining finds them; that is what the demo shows.
@@ -22,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFilter
 log = logging.getLogger(__name__)
 
 CATEGORY = "target"
+LOOKALIKES = ("plain", "off_centre", "orange", "dark_dot")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class DemoConfig:
     background_only_fraction: float = 0.2  # images with no target at all
     lookalike_fraction: float = 0.3  # images that hold look-alikes (2 to 4 of them)
     clutter_shapes: tuple[int, int] = (6, 14)  # background shapes per image
+    occluders: int = 2  # up to this many shapes drawn over the disks
     jpeg_quality: int = 90
 
     def __post_init__(self) -> None:
@@ -138,11 +141,16 @@ def _draw_image(rng: np.random.Generator, config: DemoConfig) -> tuple[Image.Ima
     for _ in range(lookalikes):
         disk = _free_disk(rng, placed, config)
         if disk is not None:
-            kind = ("plain", "off_centre", "orange")[rng.integers(3)]
+            kind = LOOKALIKES[rng.integers(len(LOOKALIKES))]
             lookalike_boxes.append(_draw_disk(draw, disk, kind=kind, rng=rng))
 
-    image = image.filter(ImageFilter.GaussianBlur(radius=0.6))
-    noisy = np.asarray(image, dtype=np.float32) + rng.normal(
+    # Shapes drawn over the disks occlude some of them.
+    for _ in range(rng.integers(0, config.occluders, endpoint=True)):
+        _clutter_shape(rng, draw, config.size_px)
+
+    image = image.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.3, 1.2)))
+    contrast = rng.uniform(0.75, 1.15)
+    noisy = contrast * np.asarray(image, dtype=np.float32) + rng.normal(
         0, 6, (config.size_px, config.size_px, 3)
     )
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), boxes, lookalike_boxes
@@ -202,18 +210,29 @@ def _free_disk(
 def _draw_disk(
     draw: ImageDraw.ImageDraw, disk: tuple[float, float, float], kind: str, rng: np.random.Generator
 ) -> tuple[float, float, float, float]:
+    """Draw a target or a look-alike; returns its box (xyxy pixels).
+
+    Targets vary in shade, dot size and dot brightness, so some are harder than others; each
+    look-alike differs from a target in one feature only.
+    """
     cx, cy, r = disk
-    red = (int(rng.integers(190, 236)), int(rng.integers(20, 50)), int(rng.integers(20, 50)))
-    fill = (235, 130, 30) if kind == "orange" else red
+    red = (int(rng.integers(170, 241)), int(rng.integers(20, 71)), int(rng.integers(20, 71)))
+    fill = (
+        (int(rng.integers(225, 246)), int(rng.integers(105, 146)), 40) if kind == "orange" else red
+    )
     draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
 
-    dot = r / 3
-    if kind in ("target", "orange"):
-        dx = dy = 0.0
-    elif kind == "off_centre":
-        angle = rng.uniform(0, 2 * np.pi)
-        dx, dy = 0.55 * r * np.cos(angle), 0.55 * r * np.sin(angle)
-    else:
+    dot = r * rng.uniform(0.25, 0.35)
+    shade = int(rng.integers(200, 256))
+    dot_colour = (shade, shade, shade)
+    angle = rng.uniform(0, 2 * np.pi)
+    offset = rng.uniform(0.0, 0.1) * r
+    if kind == "off_centre":
+        offset = rng.uniform(0.45, 0.6) * r
+    elif kind == "dark_dot":
+        dot_colour = (40, 40, 40)
+    elif kind == "plain":
         return (cx - r, cy - r, cx + r, cy + r)
-    draw.ellipse((cx + dx - dot, cy + dy - dot, cx + dx + dot, cy + dy + dot), fill=(250, 250, 250))
+    dx, dy = offset * np.cos(angle), offset * np.sin(angle)
+    draw.ellipse((cx + dx - dot, cy + dy - dot, cx + dx + dot, cy + dy + dot), fill=dot_colour)
     return (cx - r, cy - r, cx + r, cy + r)

@@ -23,11 +23,25 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database (SQLite hands back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class Base(DeclarativeBase):
@@ -57,7 +71,7 @@ class Dataset(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     format: Mapped[str] = mapped_column(String(16))  # coco | voc
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     images: Mapped[list[Image]] = relationship(back_populates="dataset")
 
@@ -118,7 +132,7 @@ class Run(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Why the run stopped adding rounds (rounds reached, low yield, no improvement), once it has.
     stop_reason: Mapped[str | None] = mapped_column(Text, default=None)
 
@@ -140,8 +154,8 @@ class Round(Base):
     status: Mapped[RoundStatus] = mapped_column(
         Enum(RoundStatus, native_enum=False, length=16), default=RoundStatus.pending
     )
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     run: Mapped[Run] = relationship(back_populates="rounds")
@@ -201,7 +215,7 @@ class MinedShard(Base):
     admitted: Mapped[int] = mapped_column(Integer)
     remined: Mapped[int] = mapped_column(Integer)  # candidates already in the pool
     elapsed_s: Mapped[float] = mapped_column(Float)  # scoring time of the shard
-    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Checkpoint(Base):
@@ -212,4 +226,4 @@ class Checkpoint(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
     round: Mapped[int] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

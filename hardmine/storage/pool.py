@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hardmine.storage.models import ExampleKind, PoolExample
@@ -110,25 +110,45 @@ def added_by_round(session: Session, run_id: int) -> dict[int, dict[str, int]]:
     return dict(added)
 
 
-def training_examples(session: Session, run_id: int) -> list[tuple[int, int, tuple, int]]:
-    """Every example of the run's pool as (id, image_id, box xyxy, label), ordered by id."""
-    query = (
-        select(
-            PoolExample.id,
-            PoolExample.image_id,
-            PoolExample.x1,
-            PoolExample.y1,
-            PoolExample.x2,
-            PoolExample.y2,
-            PoolExample.label,
-        )
-        .where(PoolExample.run_id == run_id)
-        .order_by(PoolExample.id)
+def training_examples(
+    session: Session, run_id: int, before_round: int | None = None
+) -> list[tuple[int, int, tuple, int]]:
+    """The run's examples as (id, image_id, box xyxy, label), ordered by id.
+
+    With `before_round=r`: what round r trains on, i.e. the initial pool (positives and
+    round-0 random negatives, which carry no score) plus everything mining rounds before r
+    admitted. The mining pass of round r itself comes after its training.
+    """
+    query = select(
+        PoolExample.id,
+        PoolExample.image_id,
+        PoolExample.x1,
+        PoolExample.y1,
+        PoolExample.x2,
+        PoolExample.y2,
+        PoolExample.label,
+    ).where(PoolExample.run_id == run_id)
+    if before_round is not None:
+        query = query.where(or_(PoolExample.score.is_(None), PoolExample.round < before_round))
+    rows = session.execute(query.order_by(PoolExample.id))
+    return [(i, image, (x1, y1, x2, y2), label) for i, image, x1, y1, x2, y2, label in rows]
+
+
+def hardest_negatives(
+    session: Session,
+    run_id: int,
+    round_number: int | None = None,
+    min_score: float = 0.0,
+    limit: int = 50,
+) -> list[PoolExample]:
+    """Mined negatives of the run (of one round, if given), highest score first."""
+    query = select(PoolExample).where(
+        PoolExample.run_id == run_id, PoolExample.label == 0, PoolExample.score >= min_score
     )
-    return [
-        (i, image, (x1, y1, x2, y2), label)
-        for i, image, x1, y1, x2, y2, label in session.execute(query)
-    ]
+    if round_number is not None:
+        query = query.where(PoolExample.round == round_number)
+    order = (PoolExample.score.desc(), PoolExample.id)
+    return list(session.scalars(query.order_by(*order).limit(limit)))
 
 
 def negatives_by_image(

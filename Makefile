@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hardmine-installed
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test lint compose-check format clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,7 +24,14 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+# Validates docker-compose.yml offline with Debian's docker-compose (no Docker engine needed).
+compose-check:
+	@command -v docker-compose >/dev/null 2>&1 || \
+		apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose; }
+	docker-compose -f docker-compose.yml config -q
+
+test: lint compose-check
 	$(VENV)/bin/pytest -ra
 
 format: install

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,7 +28,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
+# Piped output (logs, CI, tests) is not squeezed into 80 columns: tables stay whole.
+out = Console() if Console().is_terminal else Console(width=200)
 err = Console(stderr=True)
 
 DbOption = Annotated[
@@ -101,15 +103,20 @@ def demo(
     workdir: Annotated[
         Path, typer.Option("--workdir", help="Where the demo images and annotations go.")
     ] = Path("hardmine-demo"),
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated images.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the images and of the run.")] = 0,
+    rounds: Annotated[int, typer.Option("--rounds", help="Rounds of the demo run.")] = 3,
+    steps: Annotated[int, typer.Option("--steps", help="Training steps per round.")] = 400,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Generate the embedded demo dataset, ingest it as `demo`, and show the status."""
+    """The embedded default: generate the demo dataset, ingest it, run its rounds on Prefect."""
+    from hardmine.models import TrainConfig
+    from hardmine.pipeline.config import RunConfig
     from hardmine.pipeline.demo import generate_demo
     from hardmine.pipeline.ingest import ingest as ingest_dataset
+    from hardmine.pipeline.rounds import create_run
     from hardmine.storage.db import open_engine, session_scope
-    from hardmine.storage.status import status_report
+    from hardmine.storage.runs import free_run_name
 
     files = generate_demo(workdir, seed=seed)
     engine = open_engine(db)
@@ -123,8 +130,12 @@ def demo(
                 name="demo",
                 split=split,
             )
-        report = status_report(session)
-    _show_status(report, as_json)
+        # Each demo is a fresh run: demo, then demo-2, demo-3... on later calls.
+        run_name = free_run_name(session, "demo")
+    config = RunConfig(dataset="demo", rounds=rounds, seed=seed, train=TrainConfig(steps=steps))
+    checkpoints = str((workdir / "checkpoints" / run_name).resolve())
+    create_run(engine, run_name, replace(config, checkpoint_dir=checkpoints))
+    _bootstrap(engine, run_name, "thread", None, as_json)
 
 
 @app.command()
@@ -140,6 +151,23 @@ def status(
     with session_scope(open_engine(db)) as session:
         report = status_report(session, run)
     _show_status(report, as_json)
+
+
+class TaskRunner(StrEnum):
+    thread = "thread"
+    dask = "dask"
+
+
+TaskRunnerOption = Annotated[
+    TaskRunner,
+    typer.Option("--task-runner", help="Where mining shards run: threads, or a Dask cluster."),
+]
+DaskAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dask-address", help="tcp://HOST:PORT of a Dask scheduler [default: a local cluster]"
+    ),
+]
 
 
 class Strategy(StrEnum):
@@ -206,10 +234,12 @@ def run(
     patience: Annotated[
         int, typer.Option("--patience", help="Stop after this many rounds without AP50 gain.")
     ] = 0,
+    task_runner: TaskRunnerOption = TaskRunner.thread,
+    dask_address: DaskAddressOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a bootstrap run and execute its rounds: train, mine, evaluate."""
+    """Create a bootstrap run and execute its rounds through the `bootstrap` flow."""
     from hardmine.miners.base import MiningConfig
     from hardmine.models import LossConfig, TrainConfig
     from hardmine.pipeline.config import RunConfig, StopConfig
@@ -235,37 +265,77 @@ def run(
         ),
         stop=StopConfig(min_yield_per_1k=min_yield, patience=patience),
     )
+    from hardmine.pipeline.rounds import create_run
+    from hardmine.storage.db import open_engine
+
     run_name = name or f"{dataset}-{strategy.value}-{loss.value}-s{seed}"
-    _execute(db, as_json, run_name, lambda engine: _create_and_run(engine, run_name, config))
+    engine = open_engine(db)
+    create_run(engine, run_name, config)
+    _bootstrap(engine, run_name, task_runner.value, dask_address, as_json)
 
 
 @app.command(name="round")
 def round_command(
     run: Annotated[str, typer.Option("--run", help="Name of an existing run.")],
+    task_runner: TaskRunnerOption = TaskRunner.thread,
+    dask_address: DaskAddressOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """One more mining round of an existing run (or finish an interrupted one)."""
-    from hardmine.pipeline.rounds import run_round
-
-    _execute(db, as_json, run, lambda engine: run_round(engine, run, _progress_bar()))
-
-
-def _create_and_run(engine: Any, name: str, config: Any) -> None:
-    from hardmine.pipeline.rounds import create_run, run_rounds
-
-    create_run(engine, name, config)
-    run_rounds(engine, name, _progress_bar())
-
-
-def _execute(db: str | None, as_json: bool, run_name: str, work: Any) -> None:
-    """Open the store, do the work under progress bars, then show the run's table."""
-    from hardmine.storage.db import open_engine, session_scope
-    from hardmine.storage.status import status_report
+    """One more mining round of an existing run (or finish an interrupted one), on Prefect."""
+    from hardmine.flows.rounds import mining_round, set_progress
+    from hardmine.storage.db import database_url, open_engine
 
     engine = open_engine(db)
+    set_progress(_progress_bar())
     with _PROGRESS:
-        work(engine)
+        mining_round(run, database_url(db), task_runner.value, dask_address)
+    _show_run(engine, run, as_json)
+
+
+@app.command()
+def serve(
+    run: Annotated[str, typer.Option("--run", help="Name of an existing run.")],
+    cron: Annotated[
+        str | None, typer.Option("--cron", help="Cron schedule, e.g. '0 2 * * *'.")
+    ] = None,
+    interval: Annotated[
+        float | None, typer.Option("--interval", help="Seconds between scheduled rounds.")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Serve a scheduled deployment of the mining round (runs until interrupted)."""
+    from hardmine.flows.rounds import serve_rounds
+    from hardmine.storage.db import database_url, open_engine, session_scope
+    from hardmine.storage.runs import get_run
+
+    if (cron is None) == (interval is None):
+        raise HardmineError("serve needs exactly one of --cron EXPR and --interval SECONDS")
+    if interval is not None and interval <= 0:
+        raise HardmineError(f"--interval must be a positive number of seconds, got {interval}")
+    with session_scope(open_engine(db)) as session:
+        get_run(session, run)
+    serve_rounds(run, database_url(db), cron=cron, interval=interval)
+
+
+def _bootstrap(
+    engine: Any, run_name: str, task_runner: str, dask_address: str | None, as_json: bool
+) -> None:
+    """Run the `bootstrap` flow under progress bars, then show the run's table."""
+    from hardmine.flows.rounds import bootstrap, set_progress
+
+    set_progress(_progress_bar())
+    with _PROGRESS:
+        bootstrap(
+            run_name, engine.url.render_as_string(hide_password=False), task_runner, dask_address
+        )
+    _show_run(engine, run_name, as_json)
+
+
+def _show_run(engine: Any, run_name: str, as_json: bool) -> None:
+    from hardmine.storage.db import session_scope
+    from hardmine.storage.status import status_report
+
     with session_scope(engine) as session:
         report = status_report(session, run_name)
     if as_json:
@@ -361,8 +431,8 @@ def _show_status(report: dict[str, Any], as_json: bool) -> None:
 def rounds_table(run: dict[str, Any]) -> Table:
     """The per-round table of a run: pool by kind, what the round added, its metrics."""
     table = Table(title=f"run {run['name']} on {run['dataset']}")
-    columns = ("round", "status", "positive", "random", "hard", "added", "AP", "AP50")
-    for column in (*columns, "fp/image", "recall", "windows/s", "admitted", "yield/1k"):
+    columns = ("round", "status", "positive", "random", "hard", "added", "AP", "AP50", "FP/img")
+    for column in (*columns, "recall", "LAMR", "windows/s", "yield/1k"):
         table.add_column(column, justify="right")
     for r in run["rounds"]:
         m = r["metrics"]
@@ -371,9 +441,8 @@ def rounds_table(run: dict[str, Any]) -> Table:
             r["status"],
             *(str(r["pool"][kind]) for kind in ("positive", "random", "hard")),
             str(sum(r["added"].values())),
-            *(_number(m.get(key)) for key in ("ap", "ap50", "fp_per_image", "recall")),
+            *(_number(m.get(key)) for key in ("ap", "ap50", "fp_per_image", "recall", "lamr")),
             _number(m.get("windows_per_s"), 0),
-            _number(m.get("admitted"), 0),
             _number(m.get("yield_per_1k"), 2),
         )
     if run.get("stop_reason"):

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import shared_data
 
 
@@ -66,22 +68,39 @@ def test_unknown_format_is_rejected_by_the_parser(tmp_path: Path) -> None:
     assert "yolo" in result.stderr
 
 
-def test_demo_ingests_the_demo_dataset_and_status_json_parses(tmp_path: Path) -> None:
-    result = hardmine("demo", "--workdir", "demo", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+@pytest.mark.slow
+def test_demo_runs_a_round_through_prefect_and_status_json_matches(tmp_path: Path) -> None:
+    # One short round: the README's `make demo` runs three full ones.
+    result = hardmine("demo", "--workdir", "demo", "--rounds", "1", "--steps", "40", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "run demo on demo" in result.stdout and "stopped: completed 1 rounds" in result.stdout
 
     status = hardmine("status", "--json", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert [d["name"] for d in report["datasets"]] == ["demo"]
     assert report["datasets"][0]["splits"] == {"test": 80, "train": 160}
-    assert isinstance(report["runs"], list)
+    (run,) = report["runs"]
+    assert run["name"] == "demo" and [r["status"] for r in run["rounds"]] == ["done"]
+    assert run["rounds"][0]["pool"]["positive"] > 0 and "ap50" in run["rounds"][0]["metrics"]
 
 
 def test_status_of_an_unknown_run_exits_1_naming_it(tmp_path: Path) -> None:
     result = hardmine("status", "--run", "nope", cwd=tmp_path)
     assert result.returncode == 1
     assert "no run named 'nope'" in result.stderr
+
+
+def test_run_on_an_unknown_dataset_exits_1_listing_the_known_ones(tmp_path: Path) -> None:
+    result = hardmine("run", "--dataset", "nope", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no dataset named 'nope'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_needs_exactly_one_schedule(tmp_path: Path) -> None:
+    result = hardmine("serve", "--run", "r", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "exactly one of --cron EXPR and --interval SECONDS" in result.stderr
 
 
 def test_db_flag_and_environment_select_the_store(tmp_path: Path) -> None:

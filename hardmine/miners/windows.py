@@ -31,8 +31,9 @@ class WindowConfig:
     # How many sizes and ratios to take from the object statistics when not given.
     size_count: int = 4
     aspect_count: int = 3
-    # Sizes are clamped to this range (pixels). Windows under 16 px blow the image pyramid up
-    # 4x or more for objects a 64 px crop barely resolves.
+    # Sizes are clamped to this range (pixels), and narrow shapes are widened until their short
+    # side reaches `min_size_px`: a window 9 px wide blows its pyramid level up 7x for an
+    # object a 64 px crop barely resolves.
     min_size_px: float = 16.0
     max_size_px: float = 1024.0
 
@@ -68,7 +69,13 @@ def window_shapes(config: WindowConfig, object_boxes: np.ndarray) -> list[Window
     ratios = config.aspect_ratios or _quantiles(widths / heights, config.aspect_count)
     sizes = sorted({round(min(max(s, config.min_size_px), config.max_size_px), 1) for s in sizes})
     ratios = sorted({round(r, 2) for r in ratios})
-    return [(s * math.sqrt(r), s / math.sqrt(r)) for s in sizes for r in ratios]
+    shapes = []
+    for size in sizes:
+        for ratio in ratios:
+            w, h = size * math.sqrt(ratio), size / math.sqrt(ratio)
+            grow = max(1.0, config.min_size_px / min(w, h))
+            shapes.append((round(w * grow, 2), round(h * grow, 2)))
+    return sorted(set(shapes), key=lambda shape: (shape[0] * shape[1], shape[0]))
 
 
 def _quantiles(values: np.ndarray, count: int) -> list[float]:

@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 
 
-def _no_progress(stage: str, done: int, total: int) -> None:
+def no_progress(stage: str, done: int, total: int) -> None:
     return None
 
 
@@ -213,7 +213,7 @@ def mark_round(engine: Engine, ref: RoundRef, status: RoundStatus) -> None:
         runs.set_round_status(session, runs.get_round(session, run.id, ref.number), status)
 
 
-def train_round(engine: Engine, ref: RoundRef, progress: Progress = _no_progress) -> str:
+def train_round(engine: Engine, ref: RoundRef, progress: Progress = no_progress) -> str:
     """Train round `ref`'s detector on the pool as it stood before its mining; returns the
     checkpoint path. A checkpoint already recorded for the round is kept (resume)."""
     with session_scope(engine) as session:
@@ -360,14 +360,37 @@ class ShardReport:
     skipped: bool  # already admitted by an earlier attempt
 
 
+@dataclass(frozen=True)
+class ShardFindings:
+    """What scoring one shard found, ready for `admit_shard` (picklable, for remote workers)."""
+
+    ref: RoundRef
+    shard: int
+    examples: list[pool.NewExample]
+    remined: list[int]
+    images: int
+    skipped_images: int
+    windows_scored: int
+    selected: int
+    elapsed_s: float
+
+
 def mine_shard(
     engine: Engine, ref: RoundRef, shard: int, image_ids: Sequence[int], total_images: int
 ) -> ShardReport:
-    """Mine one shard with round `ref`'s detector and admit what it finds, atomically.
+    """Score one shard and admit what it finds (`score_shard`, then `admit_shard`)."""
+    findings = score_shard(engine, ref, shard, image_ids, total_images)
+    if isinstance(findings, ShardReport):
+        return findings
+    return admit_shard(engine, findings)
 
-    The hard negatives, the re-mined counts and the shard's record go in one transaction: after
-    a crash a shard is either wholly in the pool or not at all, and a second attempt at a shard
-    already recorded changes nothing.
+
+def score_shard(
+    engine: Engine, ref: RoundRef, shard: int, image_ids: Sequence[int], total_images: int
+) -> ShardFindings | ShardReport:
+    """Mine one shard with round `ref`'s detector; reads the store, writes nothing.
+
+    Returns the shard's record instead when an earlier attempt already admitted it.
     """
     with session_scope(engine) as session:
         run = runs.get_run(session, ref.run)
@@ -377,7 +400,6 @@ def mine_shard(
             return _shard_report(done[0], skipped=True)
         images = _mining_images(session, run.id, image_ids)
         checkpoint = runs.checkpoint_path(session, run.id, ref.number)
-        run_id = run.id
     if checkpoint is None:
         raise HardmineError(f"round {ref.number} of run {ref.run} has no checkpoint: train first")
 
@@ -386,38 +408,60 @@ def mine_shard(
     quota = shard_quota(config.mining.per_round_cap, len(image_ids), total_images)
     result = mine_images(model, images, shapes, strategy, quota, _shard_seed(config, ref, shard))
 
+    kind = ExampleKind(strategy.kind)
     examples = [
-        pool.NewExample(
-            c.image_id, c.box, 0, ExampleKind(strategy.kind), ref.number, c.score, c.loss
-        )
+        pool.NewExample(c.image_id, c.box, 0, kind, ref.number, c.score, c.loss)
         for c in result.candidates
     ]
-    record = MinedShard(
-        run_id=run_id,
-        round=ref.number,
+    return ShardFindings(
+        ref=ref,
         shard=shard,
+        examples=examples,
+        remined=result.remined,
         images=result.images,
         skipped_images=result.skipped_images,
         windows_scored=result.windows_scored,
-        candidates=result.selected,
-        admitted=len(examples),
-        remined=len(result.remined),
+        selected=result.selected,
         elapsed_s=result.elapsed_s,
+    )
+
+
+def admit_shard(engine: Engine, findings: ShardFindings) -> ShardReport:
+    """Admit a shard's hard negatives, its re-mined counts and its record in one transaction.
+
+    After a crash a shard is either wholly in the pool or not at all; admitting a shard that is
+    already recorded changes nothing (the unique record rejects the second transaction).
+    """
+    ref = findings.ref
+    with session_scope(engine) as session:
+        run_id = runs.get_run(session, ref.run).id
+    record = MinedShard(
+        run_id=run_id,
+        round=ref.number,
+        shard=findings.shard,
+        images=findings.images,
+        skipped_images=findings.skipped_images,
+        windows_scored=findings.windows_scored,
+        candidates=findings.selected,
+        admitted=len(findings.examples),
+        remined=len(findings.remined),
+        elapsed_s=findings.elapsed_s,
     )
     try:
         with session_scope(engine) as session:
             session.add(record)
             session.flush()
-            pool.admit(session, run_id, examples)
-            pool.count_remined(session, result.remined)
+            pool.admit(session, run_id, findings.examples)
+            pool.count_remined(session, findings.remined)
     except IntegrityError:
-        # Another attempt recorded this shard first; its admission stands, ours is rolled back.
         log.warning(
-            "shard %d of round %d was admitted concurrently; kept the first", shard, ref.number
+            "shard %d of round %d was already admitted; kept the first admission",
+            findings.shard,
+            ref.number,
         )
         with session_scope(engine) as session:
-            done = [s for s in runs.mined_shards(session, run_id, ref.number) if s.shard == shard]
-            return _shard_report(done[0], skipped=True)
+            shards = runs.mined_shards(session, run_id, ref.number)
+            return _shard_report(next(s for s in shards if s.shard == findings.shard), True)
     return _shard_report(record, skipped=False)
 
 
@@ -454,7 +498,7 @@ def _mining_images(session: Session, run_id: int, image_ids: Sequence[int]) -> l
 
 
 def evaluate_round(
-    engine: Engine, ref: RoundRef, progress: Progress = _no_progress
+    engine: Engine, ref: RoundRef, progress: Progress = no_progress
 ) -> dict[str, Any]:
     """Detect on the held-out images, combine with the mining figures, record the metrics and
     mark the round done. Running it again rewrites the same metrics: they are recorded once."""
@@ -567,7 +611,7 @@ def _stop_reason(config: RunConfig, history: list[dict[str, Any]]) -> str | None
 # All steps in order
 
 
-def run_round(engine: Engine, run_name: str, progress: Progress = _no_progress) -> dict[str, Any]:
+def run_round(engine: Engine, run_name: str, progress: Progress = no_progress) -> dict[str, Any]:
     """One full round of run `run_name` (resuming an unfinished one); returns its metrics."""
     ref = open_round(engine, run_name)
     try:
@@ -586,7 +630,7 @@ def run_round(engine: Engine, run_name: str, progress: Progress = _no_progress) 
         raise
 
 
-def run_rounds(engine: Engine, run_name: str, progress: Progress = _no_progress) -> str:
+def run_rounds(engine: Engine, run_name: str, progress: Progress = no_progress) -> str:
     """Rounds until the run stops; returns why it stopped."""
     while True:
         run_round(engine, run_name, progress)

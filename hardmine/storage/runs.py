@@ -109,3 +109,11 @@ def mined_shards(session: Session, run_id: int, number: int) -> list[MinedShard]
         .order_by(MinedShard.shard)
     )
     return list(session.scalars(query))
+
+
+def free_run_name(session: Session, base: str) -> str:
+    """`base` if no run has it, else the first free `base-2`, `base-3`..."""
+    taken = set(session.scalars(select(Run.name).where(Run.name.startswith(base))))
+    if base not in taken:
+        return base
+    return next(f"{base}-{n}" for n in range(2, len(taken) + 3) if f"{base}-{n}" not in taken)

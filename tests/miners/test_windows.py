@@ -31,6 +31,12 @@ def test_window_shapes_clamp_tiny_objects_to_the_minimum_size() -> None:
     assert window_shapes(WindowConfig(size_count=1, aspect_count=1), objects) == [(16.0, 16.0)]
 
 
+def test_window_shapes_widen_narrow_shapes_to_the_minimum_side() -> None:
+    # 16 px size at ratio 0.25 would be 8 x 32: widened to 16 x 64, the ratio kept.
+    shapes = window_shapes(WindowConfig(sizes_px=(16.0,), aspect_ratios=(0.25,)), np.zeros((0, 4)))
+    assert shapes == [(16.0, 64.0)]
+
+
 def test_window_shapes_without_objects_or_sizes_say_what_to_pass() -> None:
     with pytest.raises(HardmineError, match="--window-sizes"):
         window_shapes(WindowConfig(), np.zeros((0, 4)))

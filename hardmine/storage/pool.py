@@ -19,6 +19,17 @@ from hardmine.storage.models import ExampleKind, PoolExample
 _COLUMNS = ("run_id", "image_id", "x1", "y1", "x2", "y2", "label", "kind", "round", "score", "loss")
 
 
+# Columns read back as (id, image_id, x1, y1, x2, y2).
+_ID_IMAGE_BOX = (
+    PoolExample.id,
+    PoolExample.image_id,
+    PoolExample.x1,
+    PoolExample.y1,
+    PoolExample.x2,
+    PoolExample.y2,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class NewExample:
     """An example about to enter the pool.
@@ -119,15 +130,7 @@ def training_examples(
     round-0 random negatives, which carry no score) plus everything mining rounds before r
     admitted. The mining pass of round r itself comes after its training.
     """
-    query = select(
-        PoolExample.id,
-        PoolExample.image_id,
-        PoolExample.x1,
-        PoolExample.y1,
-        PoolExample.x2,
-        PoolExample.y2,
-        PoolExample.label,
-    ).where(PoolExample.run_id == run_id)
+    query = select(*_ID_IMAGE_BOX, PoolExample.label).where(PoolExample.run_id == run_id)
     if before_round is not None:
         query = query.where(or_(PoolExample.score.is_(None), PoolExample.round < before_round))
     rows = session.execute(query.order_by(PoolExample.id))
@@ -158,14 +161,7 @@ def negatives_by_image(
     found: dict[int, list[tuple[int, tuple]]] = defaultdict(list)
     if not image_ids:
         return found
-    query = select(
-        PoolExample.id,
-        PoolExample.image_id,
-        PoolExample.x1,
-        PoolExample.y1,
-        PoolExample.x2,
-        PoolExample.y2,
-    ).where(
+    query = select(*_ID_IMAGE_BOX).where(
         PoolExample.run_id == run_id,
         PoolExample.label == 0,
         PoolExample.image_id.in_(list(image_ids)),

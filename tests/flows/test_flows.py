@@ -13,7 +13,7 @@ from hardmine.storage.db import session_scope
 from hardmine.storage.models import PoolExample
 from hardmine.storage.runs import get_run
 from hardmine.storage.status import status_report
-from tests.flows.conftest import tiny_run_config
+from tests.helpers import tiny_run_config
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select
 from hardmine.pipeline.rounds import create_run
 from hardmine.storage.db import session_scope
 from hardmine.storage.models import MinedShard, PoolExample, Round, RoundStatus
-from tests.flows.conftest import tiny_run_config
+from tests.helpers import tiny_run_config
 
 pytestmark = pytest.mark.slow
 
@@ -67,17 +67,7 @@ def test_round_killed_while_mining_completes_when_started_again(
     demo_store: Engine, tmp_path: Path
 ) -> None:
     url = demo_store.url.render_as_string(hide_password=False)
-    config = tiny_run_config(tmp_path, rounds=1)
-    config = config.__class__(
-        **(
-            config.__dict__
-            | {
-                "mining": config.mining.__class__(
-                    score_threshold=0.2, shard_images=2, per_image_cap=5
-                )
-            }
-        )
-    )
+    config = tiny_run_config(tmp_path, shard_images=2, rounds=1)
     create_run(demo_store, "killed", config)
     command = [sys.executable, "-m", "hardmine", "round", "--run", "killed", "--db", url]
 

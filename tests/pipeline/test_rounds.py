@@ -1,47 +1,27 @@
 """One bootstrap round end to end on a tiny demo dataset (a few seconds of training)."""
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
 
 from hardmine.errors import HardmineError
-from hardmine.miners.base import MiningConfig
-from hardmine.models import TrainConfig
 from hardmine.pipeline import rounds
 from hardmine.pipeline.config import RunConfig, StopConfig
-from hardmine.pipeline.demo import DemoConfig, generate_demo
-from hardmine.pipeline.ingest import ingest
 from hardmine.storage.db import session_scope
 from hardmine.storage.models import MinedShard, PoolExample, RoundStatus
 from hardmine.storage.runs import get_run
 from hardmine.storage.status import status_report
+from tests.helpers import ingest_tiny_demo, tiny_run_config
 
-TINY = DemoConfig(train_images=12, test_images=6)
 
-
-def tiny_config(tmp_path: Path, **changes) -> RunConfig:
-    config = RunConfig(
-        dataset="demo",
-        rounds=2,
-        random_negatives=200,
-        positive_jitter=1,
-        checkpoint_dir=str(tmp_path / "checkpoints"),
-        train=TrainConfig(steps=15, batch_size=16, device="cpu"),
-        # A low threshold so the barely trained detector still finds false positives.
-        mining=MiningConfig(score_threshold=0.2, shard_images=5, per_image_cap=5),
-    )
-    return replace(config, **changes)
+def tiny_config(tmp_path: Path, **changes: object) -> RunConfig:
+    return tiny_run_config(tmp_path, shard_images=5, **changes)
 
 
 @pytest.fixture
 def demo_engine(engine: Engine, tmp_path: Path) -> Engine:
-    files = generate_demo(tmp_path / "demo", seed=1, config=TINY)
-    with session_scope(engine) as session:
-        for split, path in files.annotations.items():
-            ingest(session, path, "coco", images_dir=files.images_dir, name="demo", split=split)
-    return engine
+    return ingest_tiny_demo(engine, tmp_path / "demo")
 
 
 def _pool_rows(engine: Engine) -> int:

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hardmine-installed
 
-.PHONY: install demo test lint compose-check format clean
+.PHONY: install demo dashboard test lint system-deps compose-check format clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,11 +24,21 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Validates docker-compose.yml offline with Debian's docker-compose (no Docker engine needed).
-compose-check:
-	@command -v docker-compose >/dev/null 2>&1 || \
-		apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1 || \
-		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose; }
+dashboard: install
+	$(VENV)/bin/hardmine dashboard
+
+# Debian packages the tests use: docker-compose (validates docker-compose.yml offline, no Docker
+# engine needed) and chromium (the dashboard's browser test; Playwright's own download fails
+# here). Installed only when missing.
+system-deps:
+	@for tool in docker-compose chromium; do \
+		command -v $$tool >/dev/null 2>&1 && continue; \
+		echo "installing $$tool (apt)"; \
+		apt-get install -y -qq --no-install-recommends $$tool >/dev/null 2>&1 || \
+			{ apt-get update -qq && apt-get install -y -qq --no-install-recommends $$tool; }; \
+	done
+
+compose-check: system-deps
 	docker-compose -f docker-compose.yml config -q
 
 test: lint compose-check

@@ -318,6 +318,28 @@ def serve(
     serve_rounds(run, database_url(db), cron=cron, interval=interval)
 
 
+@app.command()
+def dashboard(
+    db: DbOption = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; 0.0.0.0 opens it to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 8050,
+    missing_label_score: Annotated[
+        float,
+        typer.Option(
+            "--missing-label-score",
+            help="Score (0-1] from which a mined negative is shown as a possible missing label.",
+        ),
+    ] = 0.95,
+) -> None:
+    """Serve the read-only web dashboard of the store's runs (runs until interrupted)."""
+    from hardmine.dashboard.app import check_missing_label_score, serve
+
+    check_missing_label_score(missing_label_score, "--missing-label-score")
+    serve(db, host=host, port=port, missing_label_score=missing_label_score)
+
+
 def _bootstrap(
     engine: Any, run_name: str, task_runner: str, dask_address: str | None, as_json: bool
 ) -> None:

@@ -225,6 +225,13 @@ def run(
     per_round_cap: Annotated[
         int, typer.Option("--per-round-cap", help="Most hard negatives per round.")
     ] = 2000,
+    max_object_cover: Annotated[
+        float,
+        typer.Option(
+            "--max-object-cover",
+            help="Background windows may have at most this fraction covered by an object (1: off).",
+        ),
+    ] = 1.0,
     random_negatives: Annotated[
         int, typer.Option("--random-negatives", help="Random background windows in round 0.")
     ] = 2000,
@@ -262,6 +269,7 @@ def run(
             topk=topk,
             per_image_cap=per_image_cap,
             per_round_cap=per_round_cap,
+            max_object_cover=max_object_cover,
         ),
         stop=StopConfig(min_yield_per_1k=min_yield, patience=patience),
     )

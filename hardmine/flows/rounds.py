@@ -3,15 +3,16 @@
 A round is a list of tasks: open (or resume) the round, train, mine the shards (mapped, on the
 thread pool or a Dask cluster), admit each shard, evaluate, publish artifacts, decide whether to
 stop. Tasks that touch the store or the files retry; training and scoring do not (a retry would
-only repeat the same computation), and they hold the device's one concurrency slot, so
-training and mining never share a GPU.
+only repeat the same computation), and they hold the machine's device lock, so training and
+mining never share a GPU.
 """
 
 import re
-import socket
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task, unmapped
@@ -21,8 +22,6 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.client.orchestration import get_client
-from prefect.concurrency.sync import concurrency
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy import Engine
@@ -33,6 +32,7 @@ from hardmine.models import resolve_device
 from hardmine.pipeline import rounds
 from hardmine.pipeline.rounds import RoundRef, ShardFindings, ShardReport
 from hardmine.storage.db import database_url, open_engine, session_scope
+from hardmine.storage.locks import file_lock, run_lock
 from hardmine.storage.status import status_report
 
 TASK_RUNNERS = ("thread", "dask")
@@ -54,28 +54,16 @@ def _engine(db: str) -> Engine:
     return open_engine(db)
 
 
-def device_slot() -> str:
-    """Name of this machine's device concurrency limit (one slot)."""
+@contextmanager
+def device_slot() -> Iterator[None]:
+    """This machine's device, one holder at a time: training and mining never share a GPU.
+
+    A file lock per host and device, released by the OS if its holder dies, where a Prefect
+    concurrency slot would stay taken (see `hardmine.storage.locks`).
+    """
     device = resolve_device("auto")
     index = "" if device.index is None else str(device.index)
-    host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower())
-    return f"hardmine-device-{host}-{device.type}{index}"
-
-
-def ensure_device_slot() -> str:
-    """Create this machine's one-slot device limit if it is missing; returns its name."""
-    name = device_slot()
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, limit=1)
-    return name
-
-
-@contextmanager
-def _run_slot(run: str) -> Iterator[None]:
-    name = f"hardmine-run-{artifact_key(run, 'round')}"
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, limit=1)
-    with concurrency(name, occupy=1):
+    with file_lock(Path(tempfile.gettempdir()) / f"hardmine-device-{device.type}{index}.lock"):
         yield
 
 
@@ -96,7 +84,7 @@ def open_round_task(db: str, run: str) -> RoundRef:
 
 @task
 def train_task(db: str, ref: RoundRef) -> str:
-    with concurrency(device_slot(), occupy=1):
+    with device_slot():
         return rounds.train_round(_engine(db), ref, _progress)
 
 
@@ -110,7 +98,7 @@ def shards_task(db: str, ref: RoundRef) -> list[list[int]]:
 def mine_task(
     db: str, ref: RoundRef, shard: int, image_ids: list[int], total_images: int
 ) -> ShardFindings | ShardReport:
-    with concurrency(device_slot(), occupy=1):
+    with device_slot():
         return rounds.score_shard(_engine(db), ref, shard, image_ids, total_images)
 
 
@@ -123,7 +111,7 @@ def admit_task(db: str, findings: ShardFindings | ShardReport) -> ShardReport:
 
 @task
 def evaluate_task(db: str, ref: RoundRef) -> dict[str, Any]:
-    with concurrency(device_slot(), occupy=1):
+    with device_slot():
         return rounds.evaluate_round(_engine(db), ref, _progress)
 
 
@@ -226,10 +214,9 @@ def mining_round(
     """One round of `run`: train, mine, admit, evaluate, publish. Resumes an unfinished round."""
     db = database_url(db)
     logger = get_run_logger()
-    ensure_device_slot()
     # One round of a run at a time: a schedule that fires while a round still runs (or a
     # `hardmine round` by hand) waits here instead of racing it.
-    with _run_slot(run):
+    with run_lock(_engine(db), run):
         return _one_round(run, db, task_runner, dask_address, logger)
 
 

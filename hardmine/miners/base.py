@@ -35,6 +35,9 @@ class MiningConfig:
     per_round_cap: int = 2000
     # A window is background when its IoU with every object of its image is under this.
     background_iou: float = 0.3
+    # ...and no object covers more than this fraction of its area (1 turns the check off): for
+    # large objects, whose parts have a small IoU with them.
+    max_object_cover: float = 1.0
     # A candidate overlapping a negative already pooled for its image above this IoU is not
     # added again; that example's re-mined count goes up instead.
     dedupe_iou: float = 0.7
@@ -50,7 +53,8 @@ class MiningConfig:
             raise HardmineError(
                 f"unknown mining strategy {self.strategy!r}; choose one of {sorted(STRATEGIES)}"
             )
-        for name in ("score_threshold", "nms_iou", "background_iou", "dedupe_iou"):
+        names = ("score_threshold", "nms_iou", "background_iou", "dedupe_iou", "max_object_cover")
+        for name in names:
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise HardmineError(f"{name} must be in (0, 1], got {value}")

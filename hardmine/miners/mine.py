@@ -128,13 +128,16 @@ def _mine_image(
     result: ShardResult,
 ) -> tuple[list[Candidate], list[int]]:
     boxes, scores = scorer.score_grid(torch.from_numpy(pixels), shapes)
-    background = background_mask(boxes, image.objects, strategy.config.background_iou)
+    config = strategy.config
+    background = background_mask(
+        boxes, image.objects, config.background_iou, config.max_object_cover
+    )
     picked = strategy.select(boxes, scores, background, generator)
     result.images += 1
     result.windows_scored += len(boxes)
     result.selected += len(picked)
 
-    fresh, remined = dedupe(boxes[picked], image.pooled, strategy.config.dedupe_iou)
+    fresh, remined = dedupe(boxes[picked], image.pooled, config.dedupe_iou)
     candidates = []
     for index in picked[fresh].tolist():
         score = float(scores[index])

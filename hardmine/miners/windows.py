@@ -85,9 +85,13 @@ def _quantiles(values: np.ndarray, count: int) -> list[float]:
 
 
 def background_mask(
-    windows: torch.Tensor, objects: torch.Tensor, iou_bar: float = 0.3
+    windows: torch.Tensor, objects: torch.Tensor, iou_bar: float = 0.3, max_cover: float = 1.0
 ) -> torch.Tensor:
-    """True for windows whose IoU with every object is under `iou_bar`.
+    """True for windows whose IoU with every object is under `iou_bar` and, when `max_cover` is
+    under 1, of which no object covers more than `max_cover` of the area.
+
+    The cover bar matters for large objects: a small window on a large object's part has a
+    small IoU with it, yet shows nothing but object.
 
     Args:
         windows: (N, 4) xyxy pixels.
@@ -99,7 +103,15 @@ def background_mask(
     """
     if len(objects) == 0 or len(windows) == 0:
         return torch.ones(len(windows), dtype=torch.bool)
-    return box_iou(windows.double(), objects.double()).max(dim=1).values < iou_bar
+    windows, objects = windows.double(), objects.double()
+    background = box_iou(windows, objects).max(dim=1).values < iou_bar
+    if max_cover < 1.0:
+        corner_low = torch.maximum(windows[:, None, :2], objects[None, :, :2])
+        corner_high = torch.minimum(windows[:, None, 2:], objects[None, :, 2:])
+        overlap = (corner_high - corner_low).clamp(min=0).prod(dim=2)
+        area = (windows[:, 2:] - windows[:, :2]).prod(dim=1)
+        background &= (overlap / area[:, None]).max(dim=1).values <= max_cover
+    return background
 
 
 def random_background_windows(
@@ -110,8 +122,10 @@ def random_background_windows(
     count: int,
     generator: torch.Generator,
     iou_bar: float = 0.3,
+    max_cover: float = 1.0,
 ) -> torch.Tensor:
-    """Up to `count` windows of the given shapes at random positions, all background.
+    """Up to `count` windows of the given shapes at random positions, all background
+    (`background_mask` with `iou_bar` and `max_cover`).
 
     Returns:
         (k, 4) xyxy pixels, k <= count (fewer when background is scarce: 20 tries per window).
@@ -127,4 +141,4 @@ def random_background_windows(
     x1 = corner[:, 0] * (width - wh[:, 0])
     y1 = corner[:, 1] * (height - wh[:, 1])
     boxes = torch.stack([x1, y1, x1 + wh[:, 0], y1 + wh[:, 1]], dim=1)
-    return boxes[background_mask(boxes, objects, iou_bar)][:count].float()
+    return boxes[background_mask(boxes, objects, iou_bar, max_cover)][:count].float()

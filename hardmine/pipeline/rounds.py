@@ -58,6 +58,7 @@ from hardmine.pipeline.ingest import holdout_split
 from hardmine.storage import pool, runs
 from hardmine.storage.datasets import get_dataset
 from hardmine.storage.db import session_scope
+from hardmine.storage.locks import run_lock
 from hardmine.storage.models import ExampleKind, Image, MinedShard, RoundStatus, Run
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ def _random_negatives(
             per_image,
             generator,
             config.mining.background_iou,
+            config.mining.max_object_cover,
         )
         found.extend((image.id, tuple(box)) for box in boxes.tolist())
     return found[: config.random_negatives]
@@ -613,21 +615,22 @@ def _stop_reason(config: RunConfig, history: list[dict[str, Any]]) -> str | None
 
 def run_round(engine: Engine, run_name: str, progress: Progress = no_progress) -> dict[str, Any]:
     """One full round of run `run_name` (resuming an unfinished one); returns its metrics."""
-    ref = open_round(engine, run_name)
-    try:
-        train_round(engine, ref, progress)
-        mark_round(engine, ref, RoundStatus.mining)
-        shards = mining_shards(engine, run_name)
-        total = sum(len(s) for s in shards)
-        done = 0
-        for index, image_ids in enumerate(shards):
-            mine_shard(engine, ref, index, image_ids, total)
-            done += len(image_ids)
-            progress("mine", done, total)
-        return evaluate_round(engine, ref, progress)
-    except BaseException:
-        mark_round(engine, ref, RoundStatus.failed)
-        raise
+    with run_lock(engine, run_name):
+        ref = open_round(engine, run_name)
+        try:
+            train_round(engine, ref, progress)
+            mark_round(engine, ref, RoundStatus.mining)
+            shards = mining_shards(engine, run_name)
+            total = sum(len(s) for s in shards)
+            done = 0
+            for index, image_ids in enumerate(shards):
+                mine_shard(engine, ref, index, image_ids, total)
+                done += len(image_ids)
+                progress("mine", done, total)
+            return evaluate_round(engine, ref, progress)
+        except BaseException:
+            mark_round(engine, ref, RoundStatus.failed)
+            raise
 
 
 def run_rounds(engine: Engine, run_name: str, progress: Progress = no_progress) -> str:

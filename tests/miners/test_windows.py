@@ -50,6 +50,15 @@ def test_background_mask_keeps_windows_under_the_iou_bar() -> None:
     assert background_mask(windows, objects, 0.5).tolist() == [False, True, True]
 
 
+def test_background_mask_cover_bar_rejects_windows_on_a_large_objects_parts() -> None:
+    # A 20 px window inside a 100 px object: IoU 0.04, yet all of it is object.
+    windows = torch.tensor([[10.0, 10, 30, 30], [90.0, 90, 110, 110], [200.0, 0, 220, 20]])
+    objects = torch.tensor([[0.0, 0, 100, 100]])
+    assert background_mask(windows, objects, 0.3).tolist() == [True, True, True]
+    # Covers: 1.0, 0.25, 0.
+    assert background_mask(windows, objects, 0.3, max_cover=0.5).tolist() == [False, True, True]
+
+
 def test_background_mask_on_an_image_with_no_objects_is_all_background() -> None:
     windows = torch.tensor([[0.0, 0, 10, 10], [5.0, 0, 15, 10]])
     assert background_mask(windows, torch.zeros(0, 4)).tolist() == [True, True]

@@ -58,8 +58,10 @@ def _setup(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # Alembic narrates every schema check at INFO; the upgrade itself is logged by hardmine.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Alembic narrates every schema check and httpx every Prefect API call at INFO; hardmine
+    # and Prefect log what matters themselves.
+    for noisy in ("alembic", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @app.command()

@@ -19,10 +19,12 @@ Endpoints:
   given, else of every round), highest score first, at most K (default 50, at most 500):
   `{"run", "round", "limit", "examples": [EXAMPLE, ...]}`.
 - `GET /api/runs/RUN/missing-labels?min_score=S&limit=K`: mined negatives scoring S or more
-  (default: `hardmine dashboard --missing-label-score`, 0.95), highest score first, at most K
-  (default 50): windows the detector is all but sure hold an object, so a person can tell a
-  background look-alike from an object nobody labelled: `{"run", "min_score", "limit",
-  "examples": [EXAMPLE, ...]}`.
+  (default: `hardmine dashboard --missing-label-score`, 0.95) that overlap no labelled object
+  by more than half of the smaller box (next to a label, a confident false positive is mostly
+  that object at another scale or in part), highest score first, at most K (default 50):
+  windows the detector is all but sure hold an object, so a person can tell a background
+  look-alike from an object nobody labelled: `{"run", "min_score", "limit", "examples":
+  [EXAMPLE, ...]}`.
 - EXAMPLE is `{"id", "image_id", "file_name", "box": [x1, y1, x2, y2] (pixels), "score", "loss",
   "round", "kind", "times_remined", "crop_url"}`; `id` is the pool example's id.
 - `GET /crops/ID`: a JPEG of pool example ID's box cut from its image with a 10% margin, scaled
@@ -57,7 +59,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hardmine.dashboard.crops import CropError, crop_jpeg
-from hardmine.dashboard.queries import example_with_image, file_names, read_session
+from hardmine.dashboard.queries import (
+    away_from_objects,
+    example_with_image,
+    file_names,
+    read_session,
+)
 from hardmine.errors import HardmineError, StoreError
 from hardmine.storage.db import database_url, open_engine, schema_head, schema_revision
 from hardmine.storage.models import PoolExample, Run
@@ -71,6 +78,9 @@ T = TypeVar("T")
 STATIC = Path(__file__).parent / "static"
 DEFAULT_LIMIT = 50  # examples per gallery request
 MAX_LIMIT = 500
+# Confident false positives examined for the missing-label view, highest score first; those
+# next to a labelled object are dropped before the limit applies.
+MISSING_SCAN = 5000
 CROP_CACHE_S = 600  # a pool example's box never changes: browsers may keep its crop this long
 # Scripts, styles, images and data from this server only: no CDN, no inline code.
 SECURITY_HEADERS = {
@@ -232,7 +242,8 @@ def api_missing_labels(request: Request) -> Response:
 
     with read_session(request.app.state.engine) as session:
         run = _find_run(session, request.path_params["run"])
-        examples = hardest_negatives(session, run.id, min_score=min_score, limit=limit)
+        confident = hardest_negatives(session, run.id, min_score=min_score, limit=MISSING_SCAN)
+        examples = away_from_objects(session, confident)[:limit]
         body = {"run": run.name, "min_score": min_score, "limit": limit}
         return _JSON(body | {"examples": _examples(session, examples)})
 

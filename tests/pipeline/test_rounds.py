@@ -1,5 +1,6 @@
 """One bootstrap round end to end on a tiny demo dataset (a few seconds of training)."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,17 @@ def test_run_on_a_missing_split_names_the_splits_there_are(
 ) -> None:
     with pytest.raises(HardmineError, match=r"has no split 'val'"):
         rounds.create_run(demo_engine, "r", tiny_config(tmp_path, eval_split="val"))
+
+
+def test_resnet18_backbone_trains_mines_and_evaluates_a_round(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    # The store is not this test's subject: SQLite only.
+    demo_engine = ingest_tiny_demo(sqlite_engine, tmp_path / "demo")
+    config = tiny_config(tmp_path, rounds=1, backbone="resnet18")
+    rounds.create_run(demo_engine, "roi", replace(config, train=replace(config.train, steps=3)))
+    rounds.run_rounds(demo_engine, "roi")
+    with session_scope(demo_engine) as session:
+        (round_,) = status_report(session, "roi")["runs"][0]["rounds"]
+    assert round_["status"] == "done"
+    assert round_["metrics"]["windows_scored"] > 0 and "ap50" in round_["metrics"]

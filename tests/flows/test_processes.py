@@ -73,14 +73,19 @@ def test_round_killed_while_mining_completes_when_started_again(
 
     log = tmp_path / "first.log"
     first = _start(command, tmp_path, _env(tmp_path), log)
-    _wait_for(lambda: _count(demo_store, MinedShard) >= 1, 300, "the first admitted shard", log)
-    _kill(first)
+    try:
+        _wait_for(lambda: _count(demo_store, MinedShard) >= 1, 300, "the first admitted shard", log)
+    finally:
+        _kill(first)
     shards_at_kill = _count(demo_store, MinedShard)
     assert shards_at_kill < 6, "the round finished before it could be killed"
 
     log = tmp_path / "second.log"
     second = _start(command, tmp_path, _env(tmp_path), log)
-    assert second.wait(timeout=600) == 0, log.read_text()[-3000:]
+    try:
+        assert second.wait(timeout=600) == 0, log.read_text()[-3000:]
+    finally:
+        _kill(second)  # a no-op once it has exited; never leave it running on failure
 
     with session_scope(demo_store) as session:
         rounds = session.scalars(select(Round)).all()

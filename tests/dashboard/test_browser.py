@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 
 from hardmine.dashboard.app import create_app
+from hardmine.dashboard.chromium import CHROMIUM, CHROMIUM_ARGS
 from hardmine.storage.db import session_scope
 from hardmine.storage.models import Round, RoundStatus
 from hardmine.storage.status import status_report
@@ -29,16 +30,6 @@ from tests.dashboard.conftest import RUN, build_store
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 WAIT_MS = 15_000  # page content and the 3 s refresh, with room for a loaded machine
 

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from hardmine.errors import HardmineError
 from hardmine.miners.base import shard_quota
@@ -229,7 +229,7 @@ def train_round(engine: Engine, ref: RoundRef, progress: Progress = no_progress)
             session, runs.get_round(session, run.id, ref.number), RoundStatus.training
         )
         examples = pool.training_examples(session, run.id, before_round=ref.number)
-        paths = _image_paths(session, {image_id for _, image_id, _, _ in examples})
+        paths = runs.image_paths(session, list({image_id for _, image_id, _, _ in examples}))
         previous = runs.checkpoint_path(session, run.id, ref.number - 1) if ref.number else None
         run_id = run.id
 
@@ -328,11 +328,6 @@ def _checkpoint_file(config: RunConfig, ref: RoundRef) -> Path:
     return folder.resolve() / f"round-{ref.number}.pt"
 
 
-def _image_paths(session: Session, image_ids: set[int]) -> dict[int, str]:
-    query = select(Image.id, Image.path).where(Image.id.in_(list(image_ids)))
-    return dict(session.execute(query).all())
-
-
 # ---------------------------------------------------------------------------------------------
 # Mining
 
@@ -405,7 +400,7 @@ def score_shard(
     if checkpoint is None:
         raise HardmineError(f"round {ref.number} of run {ref.run} has no checkpoint: train first")
 
-    model, _ = load_checkpoint(checkpoint, resolve_device(config.train.device))
+    model = _detector(checkpoint, config.train.device)
     strategy = build_strategy(config.mining)
     quota = shard_quota(config.mining.per_round_cap, len(image_ids), total_images)
     result = mine_images(model, images, shapes, strategy, quota, _shard_seed(config, ref, shard))
@@ -473,14 +468,24 @@ def _shard_report(record: MinedShard, skipped: bool) -> ShardReport:
     )
 
 
+def _detector(checkpoint: str, device: str) -> torch.nn.Module:
+    """The round's detector, read from disk once per process rather than once per shard."""
+    return _cached_detector(checkpoint, Path(checkpoint).stat().st_mtime_ns, device)
+
+
+@lru_cache(maxsize=2)
+def _cached_detector(checkpoint: str, mtime_ns: int, device: str) -> torch.nn.Module:
+    model, _ = load_checkpoint(checkpoint, resolve_device(device))
+    return model
+
+
 def _shard_seed(config: RunConfig, ref: RoundRef, shard: int) -> int:
     digest = hashlib.sha256(f"{config.seed}:{ref.number}:{shard}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
 
 
 def _mining_images(session: Session, run_id: int, image_ids: Sequence[int]) -> list[MiningImage]:
-    query = select(Image).where(Image.id.in_(list(image_ids))).options(selectinload(Image.objects))
-    images = {image.id: image for image in session.scalars(query)}
+    images = runs.images_by_id(session, image_ids)
     pooled = pool.negatives_by_image(session, run_id, list(image_ids))
     return [
         MiningImage(
@@ -515,7 +520,7 @@ def evaluate_round(
         shards = runs.mined_shards(session, run.id, ref.number)
         run_id = run.id
 
-    model, _ = load_checkpoint(checkpoint, resolve_device(config.train.device))
+    model = _detector(checkpoint, config.train.device)
     evaluated = []
     for done, (image_id, width, height, path, objects) in enumerate(targets, start=1):
         boxes, scores = detect(model, decode_rgb(path), shapes, config.detect)

@@ -57,6 +57,18 @@ def split_images(session: Session, dataset_id: int, splits: Sequence[str]) -> li
     return list(session.scalars(query))
 
 
+def images_by_id(session: Session, image_ids: Sequence[int]) -> dict[int, Image]:
+    """The images with these ids, their objects loaded: {image_id: image}."""
+    query = select(Image).where(Image.id.in_(list(image_ids))).options(selectinload(Image.objects))
+    return {image.id: image for image in session.scalars(query)}
+
+
+def image_paths(session: Session, image_ids: Sequence[int]) -> dict[int, str]:
+    """Where the images with these ids are: {image_id: path}."""
+    query = select(Image.id, Image.path).where(Image.id.in_(list(image_ids)))
+    return dict(session.execute(query).all())
+
+
 def dataset_splits(session: Session, dataset_id: int) -> list[str]:
     query = select(Image.split).where(Image.dataset_id == dataset_id).distinct()
     return sorted(session.scalars(query))
